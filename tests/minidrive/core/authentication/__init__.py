@@ -1,0 +1,1 @@
+"""Authentication package of the mini Drive core app."""
