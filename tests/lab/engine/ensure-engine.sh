@@ -65,66 +65,34 @@ trap 'die "unexpected failure at line $LINENO: $BASH_COMMAND"' ERR
 # The engine's own client, first on PATH for everything below.
 export PATH="$LAB_BIN_DIR:$LAB_ENGINE_DIR/usr/sbin:$LAB_ENGINE_DIR/usr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-# --------------------------------------------------------------------------------------------------
-# Mirror discovery: the URI of the machine's main Debian archive (the one serving bookworm, not
-# -security), from deb822 sources or one-line sources.
-# --------------------------------------------------------------------------------------------------
-debian_mirror() {
-  local f uri
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -r "$f" ] || continue
-    uri=$(awk '
-      BEGIN { RS=""; FS="\n" }
-      {
-        uris=""; suites=""; types=""; enabled="yes"
-        for (i=1;i<=NF;i++) {
-          line=$i; if (line ~ /^#/) continue
-          if (line ~ /^URIs:/)    { sub(/^URIs:[ \t]*/,"",line); uris=line }
-          if (line ~ /^Suites:/)  { sub(/^Suites:[ \t]*/,"",line); suites=" " line " " }
-          if (line ~ /^Types:/)   { sub(/^Types:[ \t]*/,"",line); types=" " line " " }
-          if (line ~ /^Enabled:/) { sub(/^Enabled:[ \t]*/,"",line); enabled=line }
-        }
-        if (enabled=="no" || types !~ / deb /) next
-        if (suites ~ / bookworm / || suites ~ / stable /) { split(uris,u,/[ \t]+/); print u[1]; exit }
-      }' "$f")
-    [ -n "$uri" ] && { echo "${uri%/}"; return 0; }
-  done
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -r "$f" ] || continue
-    uri=$(awk '$1=="deb" {
-        i=2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
-        if ($(i+1)=="bookworm" || $(i+1)=="stable") { print $i; exit } }' "$f")
-    [ -n "$uri" ] && { echo "${uri%/}"; return 0; }
-  done
-  return 1
-}
-
-# The keyring the machine's own sources use (deb822 Signed-By), or the stock archive keyring.
-debian_keyring() {
-  local k
-  k=$(grep -h -m1 -E '^Signed-By:[[:space:]]*/' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1 \
-      | sed -E 's/^Signed-By:[[:space:]]*//') || true
-  [ -n "$k" ] && [ -r "$k" ] && { echo "$k"; return; }
-  echo /usr/share/keyrings/debian-archive-keyring.gpg
-}
+# Mirror discovery (debian_mirror, debian_keyring) is shared with tests/lab/images/build.sh.
+# shellcheck source=tests/lab/engine/apt-sources.sh
+. "$(dirname "${BASH_SOURCE[0]}")/apt-sources.sh"
 
 # --------------------------------------------------------------------------------------------------
-# Process helpers: a pidfile counts only if the pid is alive and runs the expected program.
+# Process helpers: a pidfile counts only if the pid is alive (not a zombie) and runs the expected
+# program (a pid reused after a reboot by something else does not count).
 # --------------------------------------------------------------------------------------------------
+proc_alive() { # pid progname
+  local st
+  [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ] || return 1
+  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+
 pid_running() { # pidfile progname
   local pid
   [ -s "$1" ] || return 1
   pid=$(cat "$1" 2>/dev/null) || return 1
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [ -r "/proc/$pid/comm" ] || return 1
-  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]
+  proc_alive "$pid" "$2"
 }
 
-# A running program of that name that we did not start (or whose pidfile was lost).
+# A live program of that name that we did not start (or whose pidfile was lost).
 foreign_pid() { # progname
   local p
   for p in /proc/[0-9]*; do
-    [ "$(cat "$p/comm" 2>/dev/null)" = "$1" ] && { echo "${p#/proc/}"; return 0; }
+    proc_alive "${p#/proc/}" "$1" && { echo "${p#/proc/}"; return 0; }
   done
   return 1
 }
@@ -150,7 +118,9 @@ check_kernel() {
     done
   fi
   [ ${#missing[@]} -eq 0 ] || die "kernel lacks what dockerd needs: ${missing[*]}"
-  if [ -e /proc/net/ip_vs ] || { [ -r /proc/config.gz ] && zcat /proc/config.gz | grep -qE '^CONFIG_IP_VS=(y|m)'; }; then
+  local kcfg=""
+  [ -r /proc/config.gz ] && kcfg=$(zcat /proc/config.gz 2>/dev/null || true)
+  if [ -e /proc/net/ip_vs ] || grep -qE '^CONFIG_IP_VS=(y|m)' <<<"$kcfg"; then
     say "kernel: IPVS present (VIP load balancing would work; the lab still uses dnsrr)"
   else
     say "kernel: NO IPVS -> Swarm VIPs and the ingress mesh do not work here;" \
@@ -209,7 +179,8 @@ private_apt() { # apt-get|apt-cache args...
 
 ensure_engine_files() {
   local stamp="$LAB_ENGINE_DIR/.lab-installed"
-  if [ -f "$stamp" ] && [ -x "$LAB_ENGINE_DIR/usr/sbin/dockerd" ] && [ -x "$LAB_ENGINE_DIR/usr/bin/containerd" ]; then
+  if [ -f "$stamp" ] && [ -x "$LAB_ENGINE_DIR/usr/sbin/dockerd" ] && [ -x "$LAB_ENGINE_DIR/usr/bin/containerd" ] \
+     && [ -x "$LAB_ENGINE_DIR/usr/bin/docker" ]; then
     say "engine files present: $(cat "$stamp")"
     return
   fi
@@ -224,14 +195,17 @@ ensure_engine_files() {
   printf 'deb [signed-by=%s] %s %s main\n' "$keyring" "$mirror" "$LAB_ENGINE_SUITE" > "$LAB_APT_DIR/sources.list"
   private_apt apt-get update >"$LAB_LOG_DIR/apt-private.log" 2>&1 \
     || { tail -n 20 "$LAB_LOG_DIR/apt-private.log" >&2; die "private apt-get update ($LAB_ENGINE_SUITE) failed"; }
-  local ver_d ver_c
+  local ver_d ver_c ver_cli
   ver_d=$(private_apt apt-cache policy docker.io 2>/dev/null | awk '/Candidate:/ {print $2}')
   ver_c=$(private_apt apt-cache policy containerd 2>/dev/null | awk '/Candidate:/ {print $2}')
+  # trixie splits the client out of docker.io into docker-cli.
+  ver_cli=$(private_apt apt-cache policy docker-cli 2>/dev/null | awk '/Candidate:/ {print $2}')
   [ -n "$ver_d" ] && [ "$ver_d" != "(none)" ] || die "docker.io not found in $LAB_ENGINE_SUITE"
   [ -n "$ver_c" ] && [ "$ver_c" != "(none)" ] || die "containerd not found in $LAB_ENGINE_SUITE"
-  say "downloading docker.io $ver_d and containerd $ver_c"
+  [ -n "$ver_cli" ] && [ "$ver_cli" != "(none)" ] || die "docker-cli not found in $LAB_ENGINE_SUITE"
+  say "downloading docker.io $ver_d, docker-cli $ver_cli and containerd $ver_c"
   rm -f "$LAB_APT_DIR/debs/"*.deb
-  (cd "$LAB_APT_DIR/debs" && private_apt apt-get download "docker.io=$ver_d" "containerd=$ver_c") \
+  (cd "$LAB_APT_DIR/debs" && private_apt apt-get download "docker.io=$ver_d" "docker-cli=$ver_cli" "containerd=$ver_c") \
     >>"$LAB_LOG_DIR/apt-private.log" 2>&1 \
     || { tail -n 20 "$LAB_LOG_DIR/apt-private.log" >&2; die "apt-get download failed"; }
   say "unpacking into $LAB_ENGINE_DIR"
@@ -241,9 +215,10 @@ ensure_engine_files() {
   for deb in "$LAB_APT_DIR/debs/"*.deb; do dpkg -x "$deb" "$LAB_ENGINE_DIR.new"; done
   [ -x "$LAB_ENGINE_DIR.new/usr/sbin/dockerd" ] || die "no usr/sbin/dockerd in the docker.io package"
   [ -x "$LAB_ENGINE_DIR.new/usr/bin/containerd" ] || die "no usr/bin/containerd in the containerd package"
+  [ -x "$LAB_ENGINE_DIR.new/usr/bin/docker" ] || die "no usr/bin/docker in the docker-cli package"
   rm -rf "$LAB_ENGINE_DIR"
   mv "$LAB_ENGINE_DIR.new" "$LAB_ENGINE_DIR"
-  echo "docker.io=$ver_d containerd=$ver_c suite=$LAB_ENGINE_SUITE" > "$stamp"
+  echo "docker.io=$ver_d docker-cli=$ver_cli containerd=$ver_c suite=$LAB_ENGINE_SUITE" > "$stamp"
 }
 
 check_binaries() {
@@ -258,15 +233,12 @@ check_binaries() {
   # dockerd looks these up on PATH; point them at what exists.
   mkdir -p "$LAB_BIN_DIR"
   ln -sfn "$LAB_ENGINE_DIR/usr/bin/docker" "$LAB_BIN_DIR/docker"
-  if [ ! -x "$LAB_ENGINE_DIR/usr/sbin/docker-init" ] && [ ! -x "$LAB_ENGINE_DIR/usr/bin/docker-init" ]; then
-    local tini; tini=$(command -v tini-static || command -v tini || true)
-    [ -n "$tini" ] && ln -sfn "$tini" "$LAB_BIN_DIR/docker-init"
-  fi
-  if [ -L "$LAB_ENGINE_DIR/usr/sbin/docker-init" ] && [ ! -e "$LAB_ENGINE_DIR/usr/sbin/docker-init" ]; then
-    # Debian's docker-init is a symlink to /usr/bin/tini-static: provide the target via bookworm's tini.
-    local tini; tini=$(command -v tini-static || command -v tini || true)
-    [ -n "$tini" ] && ln -sfn "$tini" "$LAB_BIN_DIR/docker-init"
-  fi
+  # Debian's docker-init is a symlink to tini-static (package tini): make sure what dockerd finds
+  # first on PATH as docker-init resolves, using bookworm's tini.
+  local tini; tini=$(command -v tini-static || true)
+  [ -n "$tini" ] || die "tini-static not found (package tini)"
+  ln -sfn "$tini" "$LAB_BIN_DIR/docker-init"
+  [ -x "$LAB_ENGINE_DIR/usr/sbin/docker-proxy" ] || warn "no docker-proxy: published ports need the userland proxy"
 }
 
 # --------------------------------------------------------------------------------------------------
