@@ -12,8 +12,8 @@ HOME. It replaces the image's own ``/usr/local/bin/entrypoint`` and does not edi
 
 What it does, as root:
  1. For each path of FIX_PERMS_PATHS: opens it one component at a time from ``/`` with O_NOFOLLOW
-    (a symlink anywhere in the configured path is refused: exit 78), creating what is missing (the
-    last component owned by APP_UID:APP_GID, missing parents root-owned 0755).
+    (a symlink anywhere in the configured path is refused: exit 78), creating what is missing (mode
+    0755 whatever the umask; the last component owned by APP_UID:APP_GID, missing parents root-owned).
  2. Takes an exclusive ``flock`` on that directory's own file descriptor. The lock lives on the
     volume's root inode, so every container on this host that mounts the same volume (two replicas,
     backend and celery starting together) sees it; nothing is created inside the volume, so there is no
@@ -25,17 +25,19 @@ What it does, as root:
  3. Walks the tree with directory file descriptors (listdir(fd), fstatat/fchownat relative to the
     directory fd, subdirectories opened with O_DIRECTORY|O_NOFOLLOW and checked against the lstat
     result): no path is re-resolved, no symlink is followed, and another filesystem is never entered
-    (st_dev differs from the root's, or the directory is a mount point in /proc/self/mountinfo, which
-    also catches bind mounts of the same filesystem). When more than one CPU is usable the walk is
-    shared out, after a short breadth-first start, among FIX_PERMS_JOBS forked workers (each walks
-    whole subtrees with its own fds and reports its counts to the parent through a pipe; a worker
-    that fails has its share redone by the parent). Owner and group are changed only where they
-    differ, with lchown semantics: a symlink itself may be changed, its target never. A non-directory
-    with more than one hard link and the wrong owner is left alone and reported (a hard link can make
-    an inode outside the volume reachable from inside it). Note the kernel clears set-user-ID and
-    set-group-ID bits of a file whose owner root changes. Remaining race: an entry replaced between
-    its lstat and its chown is changed by name (lchown); only the app user writing the volume during
-    start could do that, and it can only reach inodes it can already see.
+    (st_dev differs from the root's, or the entry is a mount point in /proc/self/mountinfo, which
+    also catches bind mounts of the same filesystem, of a directory or of a single file: such an
+    entry is neither entered nor changed). When more than one CPU is usable the walk is shared out,
+    after a short breadth-first start, among FIX_PERMS_JOBS forked workers (each walks whole
+    subtrees with its own fds and reports its counts to the parent through a pipe; a worker that
+    fails, or cannot be started at all (pids limit), has its share done by the parent). Owner and
+    group are changed only where they differ, with lchown semantics: a symlink itself may be
+    changed, its target never. A non-directory with more than one hard link and the wrong owner is
+    left alone and reported (a hard link can make an inode outside the volume reachable from inside
+    it). Note the kernel clears set-user-ID and set-group-ID bits of a file whose owner root
+    changes. Remaining race: an entry replaced between its lstat and its chown is changed by name
+    (lchown); only the app user writing the volume during start could do that, and it can only
+    reach inodes it can already see (link(2) cannot cross a mount).
  4. Drops privileges in gosu's order: ``setgroups([APP_GID])`` (supplementary groups are exactly the
     primary group: no /etc/group lookup, gid 127 is not in the image's /etc/group anyway), then
     ``setgid``, then ``setuid`` (real, effective and saved ids). It then verifies that the ids are
@@ -145,6 +147,8 @@ def parse_id(env, name, default):
         return default
     if not raw.isdigit() or not raw.isascii():
         raise ConfigError(f"{name}={show(raw)!s} is not a number (expected a numeric id)")
+    if len(raw.lstrip("0")) > 10:  # int() refuses > 4300 digits on 3.11+: never reach it
+        raise ConfigError(f"{name}={show(raw, 40)!s} is out of range (1..{MAX_ID})")
     value = int(raw)
     if value == 0:
         raise ConfigError(f"{name}=0 would keep root privileges; use an unprivileged id")
@@ -189,7 +193,8 @@ def parse_config(env):
         )
     raw_jobs = env.get("FIX_PERMS_JOBS", "").strip()
     if raw_jobs:
-        if not (raw_jobs.isascii() and raw_jobs.isdigit() and 1 <= int(raw_jobs) <= 64):
+        short_number = raw_jobs.isascii() and raw_jobs.isdigit() and len(raw_jobs) <= 3
+        if not (short_number and 1 <= int(raw_jobs) <= 64):
             raise ConfigError(f"FIX_PERMS_JOBS={show(raw_jobs)!s} is not a number of workers (1..64)")
         jobs = int(raw_jobs)
     else:
@@ -281,9 +286,16 @@ def open_config_dir(path, uid, gid):
                 raise ConfigError(f"FIX_PERMS_PATHS: {show(where)} keeps changing while being created")
             os.close(fd)
             fd = nfd
+            if made:
+                # mkdir's mode is filtered by the umask: set it, or a restrictive umask (077) would
+                # leave root-owned 0700 parents the app user cannot traverse.
+                os.fchmod(fd, 0o755)
             if made and last:
-                os.fchown(fd, uid, gid)
-                created = True
+                try:
+                    os.fchown(fd, uid, gid)
+                    created = True
+                except OSError:
+                    pass  # e.g. an id not mapped in a user namespace: the pass retries and reports it
         return fd, created
     except BaseException:
         os.close(fd)
@@ -393,10 +405,12 @@ class Walker:
             if st.st_dev != dev:
                 tally.other_fs += 1  # a mount point of another filesystem: not entered, not changed
                 continue
+            if mounts and (base + name) in mounts:
+                # A (bind) mount point of the same filesystem: a directory, or a single file such
+                # as a Swarm config bind-mounted from the engine's data directory. Never changed.
+                tally.other_fs += 1
+                continue
             if s_isdir(st.st_mode):
-                if mounts and (base + name) in mounts:
-                    tally.other_fs += 1  # a (bind) mount point of the same filesystem
-                    continue
                 subs.append((name, st.st_ino))
                 if st.st_uid == uid and st.st_gid == gid:
                     continue
@@ -461,9 +475,22 @@ class Walker:
         A worker that dies or reports nothing has its share redone here (the pass is idempotent).
         """
         kids = []
+        here = []  # shares no worker could be started for (pids limit, fd limit): walked here
         for i in range(jobs):
-            rfd, wfd = os.pipe()
-            pid = os.fork()
+            try:
+                rfd, wfd = os.pipe()
+            except OSError as exc:
+                say(f"cannot start ownership worker {i + 1}/{jobs} ({exc.strerror}); walking its share here")
+                here = list(range(i, jobs))
+                break
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                os.close(rfd)
+                os.close(wfd)
+                say(f"cannot start ownership worker {i + 1}/{jobs} ({exc.strerror}); walking its share here")
+                here = list(range(i, jobs))
+                break
             if pid == 0:  # worker: no output of its own, never returns
                 code = 1
                 try:
@@ -478,6 +505,8 @@ class Walker:
                     os._exit(code)
             os.close(wfd)
             kids.append((pid, rfd, i))
+        for i in here:  # while the workers that did start run
+            self.walk(items[i::jobs])
         redo = []
         for pid, rfd, i in kids:
             chunks = []

@@ -138,6 +138,18 @@ def _fmt_seconds(value):
     return (f"{value:.3f}").rstrip("0").rstrip(".")
 
 
+def _ascii_int(text, digits=18):
+    """int of a plain ASCII decimal, or None. ``str.isdigit`` alone is not enough: it accepts
+    characters int() refuses (latin-1 superscripts such as b'\\xb2' in a header), and int() refuses
+    more than 4300 digits on Python >= 3.11; both would escape as ValueError."""
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    text = text.lstrip("0") or "0"
+    if len(text) > digits:
+        return None
+    return int(text)
+
+
 def _parse_url(url):
     """Split an http(s) URL into (scheme, host, port, target, default_host_header)."""
     if not isinstance(url, str) or not url:
@@ -176,9 +188,9 @@ def _parse_url(url):
     if not host:
         raise ProbeError(f"no host in URL: {_clean(url, 200)}")
     if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        port = _ascii_int(port_text)
+        if port is None or not 0 < port < 65536:
             raise ProbeError(f"bad port in URL: {_clean(url, 200)}")
-        port = int(port_text)
     else:
         port = default_port
     if port != default_port:
@@ -213,7 +225,10 @@ def _resolve(host, port, deadline, timeout):
         finally:
             done.release()
 
-    _thread.start_new_thread(lookup, ())
+    try:
+        _thread.start_new_thread(lookup, ())
+    except RuntimeError as exc:  # "can't start new thread": e.g. the container's pids limit
+        raise ProbeError(f"cannot look up {_clean(host)}: {_clean(exc)}") from None
     left = _remaining(deadline)
     if left <= 0 or not done.acquire(True, left):
         raise ProbeError(f"name lookup of {_clean(host)} took longer than {_fmt_seconds(timeout)}s")
@@ -237,13 +252,17 @@ def _connect(host, port, deadline, timeout):
         left = _remaining(deadline)
         if left <= 0:
             break
-        sock = _socket.socket(family, _socket.SOCK_STREAM)
+        sock = None
         try:
+            # Inside the try: socket() itself fails with EAFNOSUPPORT for ::1 on a host booted
+            # without IPv6 (the next address must still be tried) or with EMFILE.
+            sock = _socket.socket(family, _socket.SOCK_STREAM)
             sock.settimeout(left)
             sock.connect(sockaddr)
             return sock
         except OSError as exc:
-            sock.close()
+            if sock is not None:
+                sock.close()
             last = exc
     where = f"{_clean(host)}:{port}"
     if last is None or isinstance(last, _socket.timeout):
@@ -379,9 +398,9 @@ def _parse_head(head):
     lines = head.decode("latin-1").split("\n")
     status_line = lines[0].rstrip("\r")
     parts = status_line.split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not (len(parts[1]) == 3 and parts[1].isdigit()):
+    status = _ascii_int(parts[1]) if len(parts) >= 2 and len(parts[1]) == 3 else None
+    if status is None or not parts[0].startswith("HTTP/"):
         raise ProbeError(f"not an HTTP response: {_clean(status_line, 120)}")
-    status = int(parts[1])
     reason = parts[2].strip() if len(parts) > 2 else ""
     headers = []
     for raw in lines[1:]:
@@ -419,9 +438,9 @@ def _read_body(reader, response, cap):
             reader.line()
     length = response.header("content-length")
     if length is not None:
-        if not length.isdigit():
+        n = _ascii_int(length)
+        if n is None:
             raise ProbeError(f"bad Content-Length: {_clean(length, 40)}")
-        n = int(length)
         if n > cap:
             raise ProbeError(f"body of {n} bytes is larger than the cap of {cap} bytes")
         return reader.exact(n)
@@ -574,6 +593,10 @@ def check_discovery_body(body):
         return False, f"body is not well-formed XML ({what}, line {exc.lineno})"
     except RecursionError:
         return False, "discovery XML nests too deeply"
+    except (LookupError, ValueError) as exc:
+        # pyexpat raises these (not ExpatError) for an unknown or multi-byte encoding declared
+        # in the XML declaration, e.g. <?xml version="1.0" encoding="bogus"?>.
+        return False, f"body is not usable XML ({_clean(exc, 80)})"
     if state["root"] is None:
         return False, "body has no XML root element"
     if not state["zones"]:
@@ -740,18 +763,20 @@ def _option_value(name, value):
             raise _Usage(f"--timeout must be a number of seconds in (0, 3600], not {_clean(value, 40)!r}")
         return {"timeout": seconds}
     if name == "--max-body":
-        if not value.isdigit() or int(value) <= 0:
+        max_body = _ascii_int(value)
+        if not max_body:
             raise _Usage(f"--max-body must be a positive number of bytes, not {_clean(value, 40)!r}")
-        return {"max_body": int(value)}
+        return {"max_body": max_body}
     if name == "--expect":
         codes = []
         for part in value.split(","):
             part = part.strip()
-            if not (len(part) == 3 and part.isdigit() and 100 <= int(part) <= 599):
+            code = _ascii_int(part) if len(part) == 3 else None
+            if code is None or not 100 <= code <= 599:
                 raise _Usage(
                     f"--expect takes HTTP status codes like 200 or 200,204, not {_clean(value, 40)!r}"
                 )
-            codes.append(int(part))
+            codes.append(code)
         return {"expect": tuple(codes)}
     if name == "--host":
         if not value or any(c <= " " or c == "\x7f" for c in value):

@@ -551,7 +551,11 @@ def test_not_root_skips_the_fix_and_warns_per_unwritable_path(space):
         {"FIX_PERMS_LOCK_TIMEOUT": "nan"},
         {"FIX_PERMS_JOBS": "0"},
         {"APP_HOME": "home"},
+        {"APP_UID": "9" * 5000},  # int() refuses > 4300 digits (3.11+): was exit 70, not 78
+        {"APP_GID": "0" * 4999 + "12345678901"},
+        {"FIX_PERMS_JOBS": "9" * 5000},
     ],
+    ids=lambda env: ",".join(f"{k}={v[:20]}" for k, v in env.items()),
 )
 def test_bad_environment_exits_78_with_one_line(space, env):
     marker = space / "ran"
@@ -673,3 +677,104 @@ def test_gunicorn_through_the_entrypoint_serves_without_permission_errors(space,
     assert ctl_stat is not None and stat.S_ISSOCK(ctl_stat.st_mode), logs  # the control socket works
     assert (ctl_stat.st_uid, stat.S_IMODE(ctl_stat.st_mode)) == (UID, 0o600)
     assert "Traceback" not in logs
+
+
+# --------------------------------------------------------------------------- review fixes
+
+
+def test_bind_mounted_single_file_is_left_alone(space):
+    """A file bind-mounted into the volume from the same filesystem (a Swarm config's source lives in
+    the engine's data directory, usually the volume's filesystem): st_dev cannot tell, mountinfo can.
+    Before the fix only directories were checked against mountinfo and the source file was chowned."""
+    tree = space / "media"
+    tree.mkdir()
+    target = tree / "mounted-file"
+    target.write_text("")
+    src = space / "engine-owned"
+    src.write_text("config")
+    os.chown(src, 0, 0)
+    (tree / "plain").write_text("x")
+    subprocess.run(["mount", "--bind", str(src), str(target)], check=True)
+    try:
+        assert os.stat(target).st_dev == os.stat(tree).st_dev
+        proc = run_ep(space, ["true"], FIX_PERMS_PATHS=tree)
+        assert proc.returncode == 0, proc.stderr
+        assert owner(src) == (0, 0)
+        assert owner(tree / "plain") == (UID, GID)
+        assert pass_counts(proc.stderr, tree)["other-fs skipped"] == 1
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+
+
+def _import_entrypoint():
+    import importlib
+
+    return importlib.import_module("drive_entrypoint")
+
+
+@pytest.mark.parametrize("fail_from", [0, 1], ids=["no-worker", "second-worker"])
+def test_a_worker_that_cannot_be_forked_has_its_share_walked_by_the_parent(space, monkeypatch, fail_from):
+    """fork() fails with EAGAIN under a container's pids limit. Before the fix the OSError escaped:
+    exit 70 and no gunicorn, on every restart."""
+    ep = _import_entrypoint()
+    tree = space / "media"
+    for d in range(60):  # > FORK_ITEMS_PER_JOB * jobs directories at the top: the walk is shared out
+        (tree / f"d{d}" / "sub").mkdir(parents=True)
+        (tree / f"d{d}" / "sub" / "f").touch()
+    subprocess.run(["chown", "-R", "0:0", str(tree)], check=True)
+    real_fork = os.fork
+    calls = []
+
+    def fork():
+        calls.append(1)
+        if len(calls) > fail_from:
+            raise OSError(11, "Resource temporarily unavailable")
+        return real_fork()
+
+    monkeypatch.setattr(ep.os, "fork", fork)
+    monkeypatch.setattr(ep, "say", lambda msg: said.append(msg))
+    said = []
+    fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        tally = ep.Tally()
+        ep.fix_tree(fd, UID, GID, set(), tally, jobs=3)
+    finally:
+        os.close(fd)
+    assert calls, "the walk was not shared out: the test does not exercise fork"
+    assert set(all_owners(tree).values()) == {(UID, GID)}
+    assert (tally.checked, tally.changed, tally.errors) == (1 + 60 * 3, 1 + 60 * 3, 0)
+    assert any("cannot start ownership worker" in m for m in said), said
+
+
+def test_created_path_is_traversable_under_a_restrictive_umask(space):
+    target = space / "a" / "b" / "media"
+    proc = subprocess.run(
+        [sys.executable, str(EP), "--", APP_PY, "-c", f"open({str(target / 'w')!r}, 'w').write('ok')"],
+        env=env_for(space, FIX_PERMS_PATHS=target), capture_output=True, text=True, timeout=60,
+        preexec_fn=lambda: os.umask(0o077),
+    )
+    assert proc.returncode == 0, proc.stderr
+    for p in (space / "a", space / "a" / "b", target):
+        assert stat.S_IMODE(os.stat(p).st_mode) == 0o755, p
+    assert owner(space / "a") == (0, 0) and owner(target) == (UID, GID)
+    assert (target / "w").read_text() == "ok"
+
+
+def test_created_path_whose_chown_fails_is_not_an_internal_error(space, monkeypatch):
+    """fchown of a just-created directory can fail (an id not mapped in a user namespace): the pass
+    retries and reports it like any entry; it used to escape as an OSError (exit 70)."""
+    ep = _import_entrypoint()
+
+    def refuse(*_args):
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(ep.os, "fchown", refuse)
+    target = space / "new" / "media"
+    fd, created = ep.open_config_dir(str(target), UID, GID)
+    try:
+        assert created is False and target.is_dir()
+        tally = ep.Tally()
+        ep.fix_tree(fd, UID, GID, set(), tally)
+        assert tally.errors == 1 and "Invalid argument" in tally.error_notes[0]
+    finally:
+        os.close(fd)

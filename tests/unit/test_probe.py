@@ -54,30 +54,49 @@ class Run:
         return f"Run(rc={self.rc}, out={self.out!r}, err={self.err[-500:]!r}, elapsed={self.elapsed:.2f})"
 
 
+# The probe is started by this tiny launcher, not by pytest itself: a child inherits its parent's
+# peak RSS (Linux keeps the high-water mark of the address space replaced at exec), so a probe
+# forked from a pytest process that has loaded Django would report ~80 MiB whatever it did.
+# The launcher (a bare `python -I -S`) forks and execs the probe, reaps it with wait4, writes its
+# ru_maxrss to the pipe whose fd is its first argument, and exits with the probe's status.
+LAUNCHER = """
+import os, sys
+fd = int(sys.argv[1])
+pid = os.fork()
+if pid == 0:
+    os.close(fd)
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+os.write(fd, str(usage.ru_maxrss).encode())
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 def run_probe(python, *args, env=None, limit=30.0):
-    """Run the probe like Docker does; reap with wait4 to get its peak RSS. Never hangs the
+    """Run the probe like Docker does, through LAUNCHER to get its own peak RSS. Never hangs the
     test run: a probe still alive after ``limit`` seconds is killed and the test fails."""
     cmd = [python, "-I", "-S", str(PROBE), *map(str, args)]
     full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C"}
     full_env.update(env or {})
+    rfd, wfd = os.pipe()
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env)
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() - started > limit:
-            proc.kill()
-            proc.wait()
-            pytest.fail(f"probe still running after {limit}s: {cmd}")
-        time.sleep(0.005)
+    try:
+        proc = subprocess.Popen([python, "-I", "-S", "-c", LAUNCHER, str(wfd), *cmd], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=full_env, pass_fds=(wfd,), start_new_session=True)
+    finally:
+        os.close(wfd)
+    try:
+        out, err = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        pytest.fail(f"probe still running after {limit}s: {cmd}")
+    finally:
+        with os.fdopen(rfd, "rb") as fh:
+            maxrss = fh.read()
     elapsed = time.monotonic() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out = proc.stdout.read()
-    err = proc.stderr.read()
-    proc.stdout.close()
-    proc.stderr.close()
-    return Run(proc.returncode, out, err.decode("utf-8", "replace"), elapsed, usage.ru_maxrss)
+    return Run(proc.returncode, out, err.decode("utf-8", "replace"), elapsed, int(maxrss or 0))
 
 
 def check_contract(run):
@@ -630,3 +649,119 @@ def test_backend_healthcheck_hang_is_unhealthy_within_its_timeout(probe_copy):
         elapsed = time.monotonic() - started
     assert proc.returncode == 1 and proc.stdout.startswith(b"unhealthy: "), proc
     assert elapsed < 4 + 0.5, elapsed  # --timeout 4 in the overlay; Docker's timeout is 6s
+
+
+# --------------------------------------------------------------------------- review fixes (robustness)
+# Each of these failed before the fix: the input made an exception other than ProbeError escape
+# (a traceback-free "internal error" line on the command line, an exception for wopi_gate).
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n",  # latin-1 superscript 2: isdigit(), not int()
+        b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n",  # > int()'s 4300 digits
+        b"HTTP/1.1 2\xb20 OK\r\nContent-Length: 0\r\n\r\n",
+    ],
+    ids=["superscript-length", "5000-digit-length", "superscript-status"],
+)
+def test_odd_digits_from_the_server_are_a_clear_unhealthy_line(python, answer):
+    with LoopbackServer(raw(answer)) as srv:
+        text = unhealthy(run_probe(python, "wopi", srv.url(DISCOVERY)))
+    assert "internal error" not in text
+    assert "Content-Length" in text or "not an HTTP response" in text, text
+    with LoopbackServer(raw(answer)) as srv:
+        with pytest.raises(probe.ProbeError):
+            probe.fetch(srv.url(DISCOVERY), timeout=3)
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "9" * 5000])
+def test_odd_digits_in_options_and_url_ports_are_usage_or_url_errors(python, value):
+    text = unhealthy(run_probe(python, "wopi", "--max-body", value))
+    assert text.startswith("unhealthy: usage: --max-body"), text
+    text = unhealthy(run_probe(python, "http", "http://127.0.0.1:1/", "--expect", "2\u00b20"))
+    assert text.startswith("unhealthy: usage: --expect"), text
+    text = unhealthy(run_probe(python, "http", f"http://127.0.0.1:{value}/"))
+    assert "bad port in URL" in text, text
+
+
+@pytest.mark.parametrize(
+    "declaration",
+    [b'<?xml version="1.0" encoding="bogus"?>', b'<?xml version="1.0" encoding="cp932"?>'],
+    ids=["unknown-encoding", "multibyte-encoding"],
+)
+def test_discovery_with_an_unusable_encoding_is_unhealthy_not_an_error(python, declaration):
+    body = declaration + discovery_xml().split("?>", 1)[-1].encode()
+    ok, reason = probe.check_discovery_body(body)  # wopi_gate calls this directly, unguarded
+    assert ok is False and "not usable XML" in reason, reason
+    with LoopbackServer(respond(200, body, content_type=XML)) as srv:
+        text = unhealthy(run_probe(python, "wopi", srv.url(DISCOVERY)))
+    assert "not usable XML" in text and "internal error" not in text, text
+
+
+class _NoIPv6Socket:
+    """Stands in for the ``_socket`` module on a host booted without IPv6: socket(AF_INET6)
+    fails with EAFNOSUPPORT, everything else is the real module."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def socket(self, family, *args):
+        if family == self._real.AF_INET6:
+            import errno
+
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+        return self._real.socket(family, *args)
+
+
+def test_an_address_family_the_kernel_lacks_falls_through_to_the_next_address(monkeypatch):
+    # "localhost" resolves to ::1 first; without IPv6 in the kernel, socket() itself fails.
+    with LoopbackServer(respond(200, discovery_xml(), content_type=XML)) as srv:
+        addresses = [
+            (probe._socket.AF_INET6, ("::1", srv.port)),
+            (probe._socket.AF_INET, ("127.0.0.1", srv.port)),
+        ]
+        monkeypatch.setattr(probe, "_resolve", lambda *_args: addresses)
+        monkeypatch.setattr(probe, "_socket", _NoIPv6Socket(probe._socket))
+        ok, reason = probe.check_discovery(srv.url(DISCOVERY), timeout=3)
+    assert ok is True, reason
+    monkeypatch.setattr(probe, "_resolve", lambda *_args: addresses[:1])
+    ok, reason = probe.check_discovery("http://localhost:9/", timeout=3)
+    assert ok is False and "not supported" in reason, reason
+
+
+def test_out_of_file_descriptors_is_a_clear_unhealthy_line(python):
+    """socket() failing with EMFILE must be reported like any connect failure."""
+    code = (
+        f"import os, resource, sys; sys.path.insert(0, {str(PROBE.parent)!r}); import probe\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
+        "held = []\n"
+        "try:\n"
+        "    while True: held.append(os.open('/dev/null', os.O_RDONLY))\n"
+        "except OSError: pass\n"
+        "try:\n"
+        "    result = probe.check_http('http://127.0.0.1:1/', timeout=2)\n"
+        "except BaseException as exc:\n"
+        "    result = ('raised', repr(exc))\n"
+        "print(repr(result))\n"
+    )
+    out = subprocess.run([python, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    result = eval(out.stdout.strip())  # noqa: S307 - our own repr of a tuple
+    assert result[0] is False and "cannot connect" in result[1], result
+
+
+def test_no_thread_for_the_name_lookup_is_a_probe_error(monkeypatch):
+    import _thread
+
+    def refuse(*_args):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(_thread, "start_new_thread", refuse)
+    with pytest.raises(probe.ProbeError, match="can't start new thread"):
+        probe.fetch("http://name-needing-a-lookup.invalid/", timeout=2)
+    ok, reason = probe.check_http("http://name-needing-a-lookup.invalid/", timeout=2)
+    assert ok is False and "cannot look up" in reason
