@@ -129,8 +129,11 @@ def log(prefix, message):
 
 
 def _short(exc, limit=200):
-    """``Type: first line of message`` of an exception, bounded."""
-    text = str(exc).strip().splitlines()
+    """``Type: first line of message`` of an exception, bounded. Never raises."""
+    try:
+        text = str(exc).strip().splitlines()
+    except Exception:  # noqa: BLE001 - a broken __str__ must not take the caller down
+        text = []
     text = text[0] if text else ""
     text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -571,11 +574,11 @@ class Refresher:
 
     def run(self):
         while True:
-            time.sleep(self.poll * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
             try:
+                time.sleep(self.poll * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
                 self.tick()
                 self.local_error = None
-            except Exception as exc:  # noqa: BLE001 - e.g. Redis down; logged once per change
+            except BaseException as exc:  # noqa: BLE001 - e.g. Redis down, or a bug: the thread must live on
                 reason = _short(exc)
                 if self.local_error is None or category(self.local_error) != category(reason):
                     log(PREFIX_REFRESH, f"refresh failed ({reason}); retrying every {self.poll:g} s")
@@ -696,8 +699,26 @@ def _load_application():
         return inner(environ, start_response)
 
     application.wrapped = inner
-    start_refresher()
+    if not _in_gunicorn_master():
+        start_refresher()
+    # else: gunicorn --preload loads the application in its master, before forking the workers. No
+    # thread there: each worker starts its own refresher on its first request (above).
     return application
+
+
+def _in_gunicorn_master():
+    """True while gunicorn's master (arbiter) loads the application (``--preload``), False in a
+    worker (which loads it after the fork) and outside gunicorn."""
+    frame = sys._getframe(1)
+    arbiter = False
+    while frame is not None:
+        path = frame.f_code.co_filename.replace(os.sep, "/")
+        if "/gunicorn/workers/" in path:
+            return False
+        if path.endswith("/gunicorn/arbiter.py"):
+            arbiter = True
+        frame = frame.f_back
+    return arbiter
 
 
 def __getattr__(name):

@@ -629,3 +629,82 @@ def test_refresher_runs_in_gunicorn_workers(collabora, drive_env, tmp_path):
             run.proc.wait(30)
         except subprocess.TimeoutExpired:
             run.proc.kill()
+
+
+class _UnprintableError(Exception):
+    def __str__(self):
+        raise ValueError("broken __str__")
+
+
+def test_refresher_thread_survives_unexpected_errors():
+    """Neither an exception whose message cannot be built nor a SystemExit from Drive's code may
+    end the refresher thread: it logs and keeps ticking."""
+    assert wopi_gate._short(_UnprintableError()) == "_UnprintableError"
+    refresher = wopi_gate.Refresher(10, None)
+    refresher.poll = 0.01
+    done = threading.Event()
+    errors = iter([_UnprintableError(), SystemExit(3), RuntimeError("redis down")])
+
+    def tick():
+        error = next(errors, None)
+        if error is not None:
+            raise error
+        done.set()
+
+    refresher.tick = tick
+    thread = threading.Thread(target=refresher.run, daemon=True)
+    thread.start()
+    assert done.wait(10), "the refresher thread died"
+    assert thread.is_alive()
+
+
+def test_preloaded_gunicorn_master_starts_no_refresher_thread(collabora, drive_env, tmp_path):
+    """With ``--preload`` gunicorn loads ``wopi_gate:application`` in its master before forking:
+    the master must stay single-threaded (no refresher there); the workers still refresh."""
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    if not gunicorn.exists():
+        pytest.skip("gunicorn is not installed in this venv")
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("needs /proc")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    drive_env.update(
+        WOPI_REFRESH_INTERVAL="10",
+        WOPI_WSGI_APPLICATION="drive.wsgi:application",
+        PYTHONPATH=str(ROOT / "entrypoints"),
+        HOME=str(tmp_path),
+    )
+    collabora.serve()
+    command = [str(gunicorn), "--no-control-socket", "--preload", "-w", "2", "-b", f"127.0.0.1:{port}",
+               "--chdir", str(MINIDRIVE), "wopi_gate:application"]
+    run = GateRun(drive_env, command=command)
+    try:
+        deadline = time.monotonic() + 60
+        while run.text().count("Booting worker") < 2 and time.monotonic() < deadline:
+            assert run.proc.poll() is None, run.text()
+            time.sleep(0.2)
+        assert run.text().count("Booting worker") == 2, run.text()
+        time.sleep(1)
+        threads = os.listdir(f"/proc/{run.proc.pid}/task")  # the gate exec'd gunicorn: same pid
+        assert len(threads) == 1, f"gunicorn master runs {len(threads)} threads"
+        collabora.hash = "ffff6666"
+        deadline = time.monotonic() + 45
+        while "WOPI reconfigured" not in run.text() and time.monotonic() < deadline:
+            assert run.proc.poll() is None, run.text()
+            try:  # a request reaches a worker: its refresher starts (the healthcheck does this)
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+                    conn.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                    conn.recv(1024)
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert "wopi-refresh: WOPI reconfigured (discovery content changed)" in run.text(), run.text()
+        assert "Traceback" not in run.text()
+    finally:
+        run.proc.terminate()
+        try:
+            run.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            run.proc.kill()
