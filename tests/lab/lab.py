@@ -7,8 +7,10 @@ tests/lab/run-stack-tests.sh):
     bundle --variant patched|unpatched [--stack NAME] [--set KEY=VAL …]
         assemble build/recipe-<variant>/ (another --stack than the default:
         build/stacks/<stack>/recipe-<variant>/) as abra would see the recipe directory: the unpatched
-        model (tests/lab/recipe-unpatched/), for "patched" also recipe/* and robust/<the five
-        scripts>, plus tests/lab/compose.lab.yml; write its .env; print the deploy command.
+        model (tests/lab/recipe-unpatched/); for "patched", recipe/apply.py is run on that copy
+        (compose.robust.yml, robust/<the five scripts>, the abra.sh and .env.sample blocks, the
+        healthchecks the overlay replaces removed from compose.yml); plus tests/lab/compose.lab.yml;
+        write its .env; print the deploy command.
     up --variant patched|unpatched [--stack NAME] [--set KEY=VAL …] [--timeout S]
         ensure the engine and the images (idempotent, cached), create the external secrets and
         the lab's proxy network, `docker stack deploy`, wait for convergence (bounded, with
@@ -30,7 +32,8 @@ Library: ``deploy()``, ``wait_converged()``, ``exec_in()``, ``logs()``, ``contai
 Every docker call goes through the ``docker`` CLI (``$LAB_DOCKER``, else the engine's own client
 /opt/lasuite-lab/bin/docker, else ``docker`` on PATH). Deploy is exactly
 ``docker stack deploy -c compose.yml [-c compose.robust.yml] -c compose.lab.yml STACK`` run in
-the bundle directory, with the environment abra would export (.env + abra.sh [+ abra.robust.sh]).
+the bundle directory, with the environment abra would export (.env + abra.sh, which for "patched"
+carries the block recipe/apply.py appended from recipe/abra.robust.sh).
 """
 
 from __future__ import annotations
@@ -58,10 +61,12 @@ STATE_DIR = BUILD / "lab-state"
 LOGIN_CLIENT = ROOT / "tests" / "stack" / "login_client.py"
 ENSURE_ENGINE = LAB / "engine" / "ensure-engine.sh"
 BUILD_IMAGES = LAB / "images" / "build.sh"
+APPLY = RECIPE / "apply.py"
 
 VARIANTS = ("patched", "unpatched")
 DEFAULT_STACK = {"patched": "drivelab", "unpatched": "drivelab_unpatched"}
 # The five container-side scripts of the patch set: name in robust/ -> source in the repository.
+# (Kept for importers; the patched bundle gets them from recipe/apply.py, which reads the overlay.)
 ROBUST_SCRIPTS = {
     "probe.py": ROOT / "healthchecks" / "probe.py",
     "drive_entrypoint.py": ROOT / "entrypoints" / "drive_entrypoint.py",
@@ -188,12 +193,13 @@ def _hash_version(path: Path) -> str:
     return "h" + hashlib.sha256(path.read_bytes()).hexdigest()[:10]
 
 
-def robust_compose_files() -> list[str]:
-    """The chain the overlay documents for abra: COMPOSE_FILE in recipe/env.robust.sample (also when
-    commented out, as a template), else compose.yml:compose.robust.yml."""
-    sample = RECIPE / "env.robust.sample"
-    if sample.is_file():
-        for line in sample.read_text().splitlines():
+def robust_compose_files(sample: Path | None = None) -> list[str]:
+    """The chain the patch set documents for abra: COMPOSE_FILE in `sample` (default
+    recipe/env.robust.sample; also when commented out, as a template), else
+    compose.yml:compose.robust.yml."""
+    sample = sample or RECIPE / "env.robust.sample"
+    if sample.is_file():  # the last one: apply.py appends the patch set's block at the end
+        for line in reversed(sample.read_text().splitlines()):
             m = re.match(r"^\s*#?\s*COMPOSE_FILE=(.+)$", line)
             if m:
                 value = m.group(1).strip().strip("'\"")
@@ -201,9 +207,21 @@ def robust_compose_files() -> list[str]:
     return ["compose.yml", "compose.robust.yml"]
 
 
+def apply_patch(recipe_dir: Path) -> str:
+    """Run recipe/apply.py on a recipe directory, as the recipe maintainer does; its summary line."""
+    proc = subprocess.run([sys.executable, str(APPLY), str(recipe_dir)], capture_output=True, text=True,
+                          check=False, timeout=120)
+    if proc.returncode != 0:
+        raise LabError(f"recipe/apply.py {recipe_dir} failed ({proc.returncode}): "
+                       f"{(proc.stderr or proc.stdout).strip()[-1000:]}")
+    return proc.stdout.strip()
+
+
 def bundle(variant: str, stack: str | None = None, overrides: dict[str, str] | None = None,
            out: Path | None = None) -> Bundle:
-    """Assemble build/recipe-<variant>/ and compute the environment abra would deploy with."""
+    """Assemble build/recipe-<variant>/ and compute the environment abra would deploy with.
+
+    patched = the unpatched model with recipe/apply.py run on it (the upstream PR's result)."""
     if variant not in VARIANTS:
         raise LabError(f"variant must be one of {VARIANTS}, not {variant!r}")
     stack = stack or DEFAULT_STACK[variant]
@@ -221,25 +239,14 @@ def bundle(variant: str, stack: str | None = None, overrides: dict[str, str] | N
         if src.is_file():
             shutil.copy2(src, out / src.name)
     files = ["compose.yml"]
-    env_parts = [UNPATCHED / ".env.sample"]
     if variant == "patched":
-        for src in sorted(RECIPE.iterdir()):
-            if src.is_file():
-                shutil.copy2(src, out / src.name)
-        robust = out / "robust"
-        robust.mkdir()
-        missing = [str(p.relative_to(ROOT)) for p in ROBUST_SCRIPTS.values() if not p.is_file()]
-        if missing:
-            raise LabError("the patched bundle needs these scripts, not in the tree yet: "
-                           + ", ".join(missing))
-        for name, src in ROBUST_SCRIPTS.items():
-            shutil.copy2(src, robust / name)
-        files = robust_compose_files()
+        notes.append(apply_patch(out))
+        # The COMPOSE_FILE the patched .env.sample documents (commented out there, as a template).
+        files = robust_compose_files(out / ".env.sample")
         missing = [f for f in files if not (out / f).is_file()]
         if missing:
-            raise LabError(f"COMPOSE_FILE of recipe/env.robust.sample names missing files: {missing}")
-        if (RECIPE / "env.robust.sample").is_file():
-            env_parts.append(RECIPE / "env.robust.sample")
+            raise LabError(f"COMPOSE_FILE of the patched .env.sample names missing files: {missing}")
+    env_parts = [out / ".env.sample"]
     shutil.copy2(LAB / "compose.lab.yml", out / "compose.lab.yml")
     shutil.copytree(LAB / "lab-configs", out / "lab-configs",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
