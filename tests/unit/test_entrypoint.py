@@ -5,9 +5,11 @@ inside them, races two entrypoints, and runs gunicorn (the version Drive pins, f
 newest, from .venv-newest) as uid 1001 through the entrypoint. Everything the app user must read
 lives in a world-readable temporary directory under /tmp: the repository's venvs sit below /root
 (mode 0700), so gunicorn's package is copied next to the test and run with Debian's /usr/bin/python3
-(offline, no pip).
+(offline, no pip). The script under test is copied there too, and every test runs from "/": the
+repository itself may sit in a directory uid 1001 cannot traverse (CI clones into a 0700 mktemp dir).
 """
 
+import atexit
 import fcntl
 import json
 import os
@@ -25,10 +27,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EP = ROOT / "entrypoints" / "drive_entrypoint.py"
+EP_SOURCE = ROOT / "entrypoints" / "drive_entrypoint.py"
+# A world-readable copy, as in the container (/opt/robust, mode 0555); removed at the end.
+_EP_DIR = Path(tempfile.mkdtemp(prefix="ep-script-"))
+_EP_DIR.chmod(0o755)
+EP = _EP_DIR / "drive_entrypoint.py"
+shutil.copy(EP_SOURCE, EP)
+EP.chmod(0o555)
+atexit.register(shutil.rmtree, _EP_DIR, True)
 UID, GID = 1001, 127
 APP_PY = "/usr/bin/python3"  # readable and executable by uid 1001 (the venvs' python is under /root)
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+@pytest.fixture(autouse=True)
+def _run_from_root_dir(monkeypatch):
+    """Children inherit the cwd; gunicorn, for one, refuses to start in one it cannot enter."""
+    monkeypatch.chdir("/")
+
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, mount, privilege drop)"),
