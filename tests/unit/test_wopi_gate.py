@@ -25,6 +25,7 @@ GATE = ROOT / "entrypoints" / "wopi_gate.py"
 MINIDRIVE = ROOT / "tests" / "minidrive"
 
 import wopi_gate  # noqa: E402  (conftest puts entrypoints/ on sys.path)
+from loopback_servers import free_port  # noqa: E402  (tests/unit is on sys.path under pytest)
 
 DISCOVERY = """<?xml version="1.0" encoding="utf-8"?>
 <wopi-discovery>
@@ -587,16 +588,10 @@ def test_refresher_is_single_flight_across_processes(collabora, drive_env):
     assert all(o["odt"].endswith("/aaaa1111/cool.html?") for o in outs)
 
 
-def test_refresher_runs_in_gunicorn_workers(collabora, drive_env, tmp_path):
-    """End to end: gate, then gunicorn loads ``wopi_gate:application`` (the mini Drive's WSGI app)
-    with 2 workers; a Collabora restart with a new urlsrc is served within the refresh period."""
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    if not gunicorn.exists():
-        pytest.skip("gunicorn is not installed in this venv")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+def refresher_gunicorn(gunicorn, collabora, drive_env, tmp_path, *extra):
+    """Serve discovery, point the refresher at the mini Drive, and return (port, gunicorn command)
+    for 2 workers loading ``wopi_gate:application`` on a free loopback port."""
+    port = free_port()
     drive_env.update(
         WOPI_REFRESH_INTERVAL="10",
         WOPI_WSGI_APPLICATION="drive.wsgi:application",
@@ -604,8 +599,18 @@ def test_refresher_runs_in_gunicorn_workers(collabora, drive_env, tmp_path):
         HOME=str(tmp_path),
     )
     collabora.serve()
-    command = [str(gunicorn), "--no-control-socket", "-w", "2", "-b", f"127.0.0.1:{port}",
+    command = [str(gunicorn), "--no-control-socket", *extra, "-w", "2", "-b", f"127.0.0.1:{port}",
                "--chdir", str(MINIDRIVE), "wopi_gate:application"]
+    return port, command
+
+
+def test_refresher_runs_in_gunicorn_workers(collabora, drive_env, tmp_path):
+    """End to end: gate, then gunicorn loads ``wopi_gate:application`` (the mini Drive's WSGI app)
+    with 2 workers; a Collabora restart with a new urlsrc is served within the refresh period."""
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    if not gunicorn.exists():
+        pytest.skip("gunicorn is not installed in this venv")
+    port, command = refresher_gunicorn(gunicorn, collabora, drive_env, tmp_path)
     run = GateRun(drive_env, command=command)
     try:
         deadline = time.monotonic() + 60
@@ -666,19 +671,7 @@ def test_preloaded_gunicorn_master_starts_no_refresher_thread(collabora, drive_e
         pytest.skip("gunicorn is not installed in this venv")
     if not Path("/proc/self/task").is_dir():
         pytest.skip("needs /proc")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    drive_env.update(
-        WOPI_REFRESH_INTERVAL="10",
-        WOPI_WSGI_APPLICATION="drive.wsgi:application",
-        PYTHONPATH=str(ROOT / "entrypoints"),
-        HOME=str(tmp_path),
-    )
-    collabora.serve()
-    command = [str(gunicorn), "--no-control-socket", "--preload", "-w", "2", "-b", f"127.0.0.1:{port}",
-               "--chdir", str(MINIDRIVE), "wopi_gate:application"]
+    port, command = refresher_gunicorn(gunicorn, collabora, drive_env, tmp_path, "--preload")
     run = GateRun(drive_env, command=command)
     try:
         deadline = time.monotonic() + 60
