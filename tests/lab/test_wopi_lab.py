@@ -45,7 +45,10 @@ RESTART_PHASES = {"COLLABORA_REFUSE_SECONDS": "10", "COLLABORA_SILENT_SECONDS": 
 BUDGET_AFTER_200 = 5.0  # scenario 1: healthy + configured within this of discovery's first 200
 HEAL_BUDGET = 120.0  # scenarios 2 and 3
 MEASUREMENTS = lab.STATE_DIR / "wopi-measurements.jsonl"
-TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z\s(.*)$")
+# RFC3339 with any fraction (Docker writes nanoseconds, trailing zeros trimmed): date, fraction, zone.
+STAMP = r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)"
+TS = re.compile(rf"^{STAMP}\s(.*)$")
+HEALTH_LOG_KEPT = 5  # Docker keeps the last 5 probe results in .State.Health.Log
 
 
 def measure(**values):
@@ -54,6 +57,13 @@ def measure(**values):
     lab.STATE_DIR.mkdir(parents=True, exist_ok=True)
     with open(MEASUREMENTS, "a") as fh:
         fh.write(json.dumps({"at": time.time(), **values}) + "\n")
+
+
+def stamp_time(m):
+    """Epoch seconds of a STAMP match (groups 1-3), to the full precision of the fraction."""
+    zone = "+0000" if m.group(3) == "Z" else m.group(3).replace(":", "")
+    base = datetime.strptime(m.group(1) + zone, "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    return base + (float("0." + m.group(2)) if m.group(2) else 0.0)
 
 
 def timed_logs(stack, service):
@@ -65,9 +75,7 @@ def timed_logs(stack, service):
         m = TS.match(line)
         if not m:
             continue
-        base = datetime.strptime(m.group(1) + "+0000", "%Y-%m-%dT%H:%M:%S%z").timestamp()
-        frac = float("0." + m.group(2)) if m.group(2) else 0.0
-        out.append((base + frac, m.group(3)))
+        out.append((stamp_time(m), m.group(4)))
     return sorted(out)
 
 
@@ -97,11 +105,36 @@ def health_poll_slack(stack):
     return (every + (hc.get("Timeout") or 30e9)) / 1e9
 
 
-def backend_health(stack):
+def backend_container(stack):
+    """`docker inspect` of the backend's current (newest running) task container, or None."""
     cs = lab.containers(stack, "backend")
-    if not cs:
-        return None
-    return (cs[0]["State"].get("Health") or {}).get("Status")
+    return cs[0] if cs else None
+
+
+def health_status(container):
+    return ((container or {}).get("State", {}).get("Health") or {}).get("Status")
+
+
+def backend_health(stack):
+    return health_status(backend_container(stack))
+
+
+def first_passing_probe(container, not_healthy_at):
+    """``End`` (epoch seconds) of the container's first passing health probe, from Docker's own
+    .State.Health.Log, or None when that entry may have been rotated out: the earliest passing
+    entry still kept is the first one only if the log was never trimmed (fewer than
+    HEALTH_LOG_KEPT entries) or a failing entry precedes it, and it cannot have ended before
+    ``not_healthy_at`` (a poll that started then still saw the container not healthy)."""
+    log = ((container or {}).get("State", {}).get("Health") or {}).get("Log") or []
+    for i, entry in enumerate(log):
+        if entry.get("ExitCode") != 0:
+            continue
+        m = re.fullmatch(STAMP, entry.get("End") or "")
+        if not m or (i == 0 and len(log) >= HEALTH_LOG_KEPT):
+            return None
+        end = stamp_time(m)
+        return end if not_healthy_at is None or end >= not_healthy_at else None
+    return None
 
 
 def wopi_odt(stack):
@@ -153,10 +186,10 @@ def deploy(variant, stack, overrides):
 
 
 def backend_command(stack):
-    cs = lab.containers(stack, "backend")
-    if not cs:
+    c = backend_container(stack)
+    if not c:
         return ""
-    return " ".join((cs[0]["Config"].get("Entrypoint") or []) + (cs[0]["Config"].get("Cmd") or []))
+    return " ".join((c["Config"].get("Entrypoint") or []) + (c["Config"].get("Cmd") or []))
 
 
 # --------------------------------------------------------------------------- patched
@@ -176,11 +209,15 @@ def test_patched_late_collabora(patched):
     backend healthy within BUDGET_AFTER_200 s of discovery's first 200, with no failed task."""
     stack, t0 = patched.stack, patched.t0
     deadline = t0 + 90 + 120
-    healthy_at = None
+    healthy_at = not_healthy_at = healthy_inspect = None
     while True:
         now = time.time()
-        if healthy_at is None and backend_health(stack) == "healthy":
-            healthy_at = now
+        if healthy_at is None:
+            inspected = backend_container(stack)
+            if health_status(inspected) == "healthy":
+                healthy_at, healthy_inspect = now, inspected  # the poll's time; Docker's own below
+            else:
+                not_healthy_at = now
         logs = timed_logs(stack, "backend")
         configured = first(logs, "wopi-gate: WOPI configured after")
         if healthy_at and configured:
@@ -189,6 +226,12 @@ def test_patched_late_collabora(patched):
             pytest.fail(f"backend healthy={healthy_at} configured={configured}; logs:\n"
                         + "\n".join(line for _, line in logs[-30:]))
         time.sleep(0.5)
+    # Docker's record of the backend's first passing probe (this inspect is the one that first saw
+    # "healthy", so at most one probe later); the poll's own time only if it was rotated out.
+    probed = first_passing_probe(healthy_inspect, not_healthy_at)
+    healthy_source = "docker" if probed is not None else "poll"
+    if probed is not None:
+        healthy_at = probed
     ready = collabora_ready(stack)
     first_200 = discovery_first_200(stack)
     listening = first(logs, "Listening at:")
@@ -199,7 +242,7 @@ def test_patched_late_collabora(patched):
         collabora_ready_after_deploy=ready - t0, first_200_after_deploy=first_200 - t0,
         configured_after_first_200=configured - first_200,
         gunicorn_listening_after_first_200=(listening - first_200) if listening else -1.0,
-        docker_healthy_after_first_200=healthy_at - first_200,
+        docker_healthy_after_first_200=healthy_at - first_200, healthy_source=healthy_source,
         health_poll_slack=health_poll_slack(stack),
     )
     assert not gave_up, gave_up
