@@ -175,6 +175,15 @@ def wait_for(what, predicate, deadline, interval=2.0):
         time.sleep(interval)
 
 
+def collabora_comeback(stack, since):
+    """After a Collabora restart at ``since``: when the new boot was ready, when it first answered
+    discovery with 200, and when the backend's refresher reconfigured WOPI (None if it has not)."""
+    ready = collabora_ready(stack, after=since)
+    # The first 200 of the NEW boot: the old task may still serve (and log) 200s after `since`.
+    return (ready, discovery_first_200(stack, after=ready or since),
+            first(timed_logs(stack, "backend"), "wopi-refresh: WOPI reconfigured", after=since))
+
+
 def deploy(variant, stack, overrides):
     if os.environ.get("WOPI_LAB_REUSE") == "1" and lab.services(stack):  # iterate on a kept stack
         state = lab.load_deployment(stack)
@@ -271,9 +280,7 @@ def test_patched_collabora_restart_new_urlsrc(patched):
     lab.docker(*args, f"{stack}_collabora", timeout=120)
     new_odt, served_at = wait_for("new urlsrc served", lambda: changed_odt(stack, before),
                                   restarted + 20 + HEAL_BUDGET + 60, interval=2.0)
-    ready = collabora_ready(stack, after=restarted)
-    first_200 = discovery_first_200(stack, after=restarted)
-    reconfigured = first(timed_logs(stack, "backend"), "wopi-refresh: WOPI reconfigured", after=restarted)
+    ready, first_200, reconfigured = collabora_comeback(stack, restarted)
     measure(scenario="collabora-restart", variant="patched",
             ready_after_restart=ready - restarted,
             first_200_after_ready=first_200 - ready,
@@ -305,9 +312,7 @@ def test_patched_scheduled_run_during_outage(patched):
     back = time.time()
     new_odt, served_at = wait_for("new urlsrc served after the outage", lambda: changed_odt(stack, before),
                                   back + 20 + HEAL_BUDGET + 60, interval=2.0)
-    ready = collabora_ready(stack, after=back)
-    first_200 = discovery_first_200(stack, after=back)
-    reconfigured = first(timed_logs(stack, "backend"), "wopi-refresh: WOPI reconfigured", after=back)
+    ready, first_200, reconfigured = collabora_comeback(stack, back)
     measure(scenario="scheduled-run-during-outage", variant="patched",
             stale_restored_after_task=(restored - outage) if restored else -1.0,
             ready_after_scale_up=ready - back,

@@ -238,6 +238,15 @@ class GateRun:
         self.stdout = "".join(self.out)
         return self.proc.returncode
 
+    def stop(self):
+        """End a long-running gate/gunicorn: SIGTERM, then SIGKILL after 30 s."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
     def child(self):
         lines = [ln for ln in self.stdout.splitlines() if ln.startswith("{")]
         assert lines, f"the command did not run; stdout={self.stdout!r} stderr={self.text()}"
@@ -629,11 +638,7 @@ def test_refresher_runs_in_gunicorn_workers(collabora, drive_env, tmp_path):
         assert sum("WOPI reconfigured" in ln for _, ln in run.lines) == 1
         assert "Traceback" not in run.text()
     finally:
-        run.proc.terminate()
-        try:
-            run.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            run.proc.kill()
+        run.stop()
 
 
 class _UnprintableError(Exception):
@@ -696,8 +701,4 @@ def test_preloaded_gunicorn_master_starts_no_refresher_thread(collabora, drive_e
         assert "wopi-refresh: WOPI reconfigured (discovery content changed)" in run.text(), run.text()
         assert "Traceback" not in run.text()
     finally:
-        run.proc.terminate()
-        try:
-            run.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            run.proc.kill()
+        run.stop()
